@@ -1,0 +1,1 @@
+"""Deployments of ee-cancel: Google Cloud (Terraform, gcloud) and local (emulators, demo)."""

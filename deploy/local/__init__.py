@@ -1,0 +1,1 @@
+"""Local stand-ins for Google Cloud: the Pub/Sub emulator launcher and the EE emulator."""

@@ -1,0 +1,124 @@
+"""Start and stop the Google Cloud SDK's Pub/Sub emulator for tests, benchmarks and the demo.
+
+The ``gcloud beta emulators pubsub start`` wrapper leaves its Java child running when killed,
+so this runs the emulator's own launcher in a new process group and stops that whole group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+class EmulatorError(RuntimeError):
+    """The emulator could not be found or did not start."""
+
+
+def sdk_root() -> Path:
+    """The Google Cloud SDK's root, from ``CLOUDSDK_ROOT`` or ``gcloud info``."""
+    env_root = os.environ.get("CLOUDSDK_ROOT")
+    if env_root:
+        return Path(env_root)
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise EmulatorError("gcloud is not on PATH; install the Google Cloud SDK")
+    out = subprocess.run(
+        [gcloud, "info", "--format=value(installation.sdk_root)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return Path(out.stdout.strip())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PubSubEmulator:
+    """The Pub/Sub emulator on 127.0.0.1, in its own process group; a context manager."""
+
+    def __init__(self, port: int | None = None, *, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.host_port = f"127.0.0.1:{self.port}"
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._data_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def start(self, timeout: float = 60.0) -> PubSubEmulator:
+        """Launch the emulator and wait until it answers."""
+        launcher = sdk_root() / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+        if not launcher.exists():
+            raise EmulatorError(
+                f"{launcher} not found: install the component "
+                "(gcloud components install pubsub-emulator, or apt google-cloud-cli-pubsub-emulator)"
+            )
+        self._data_dir = tempfile.TemporaryDirectory(prefix="pubsub-emulator-")
+        log = (
+            self._log_path.open("ab")
+            if self._log_path
+            else Path(self._data_dir.name, "emulator.log").open("ab")
+        )
+        with log:
+            self._process = subprocess.Popen(
+                [
+                    str(launcher),
+                    "--host=127.0.0.1",
+                    f"--port={self.port}",
+                    f"--dir={self._data_dir.name}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmulatorError(f"Pub/Sub emulator exited with {self._process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise EmulatorError(f"Pub/Sub emulator did not listen on {self.host_port} in {timeout}s")
+
+    def stop(self) -> None:
+        """Stop the emulator's whole process group (the launcher and its Java child)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        if self._data_dir is not None:
+            self._data_dir.cleanup()
+            self._data_dir = None
+
+    def __enter__(self) -> PubSubEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

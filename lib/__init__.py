@@ -1,0 +1,1 @@
+"""ee-cancel: cancel Earth Engine long-running operations from Pub/Sub events."""

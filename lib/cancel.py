@@ -1,0 +1,371 @@
+"""The cancel engine: one message in, one outcome per operation out, redelivery when needed.
+
+It turns a parsed request into a list of operation names (given, or selected from listings),
+cancels them concurrently within the instance's quota, streams each outcome to the publisher,
+and decides between acking (return) and redelivery (raise ``Redeliver``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Final
+
+from lib.config import Config
+from lib.earthengine import ApiResult, EarthEngine, operation_state
+from lib.logs import Log, log
+from lib.messages import Ignored, Invalid, Message, Request, parse
+from lib.outcomes import Outcome, Trigger
+from lib.publisher import Batch, Publisher
+from lib.retry import Retrier
+from lib.selection import ACTIVE, Selection, parse_time
+
+DONE_STATES: Final = frozenset({"SUCCEEDED", "CANCELLED", "FAILED"})
+_VERIFY_INTERVAL: Final = 0.5
+
+
+class Redeliver(Exception):
+    """Raised so that Pub/Sub redelivers the message: some operations failed transiently."""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An operation whose last attempt failed transiently after the retry deadline."""
+
+    operation: str | None
+    result: ApiResult
+    what: str
+
+
+@dataclass
+class Report:
+    """What one message came to, for logs, the CLI and tests."""
+
+    kind: str = "request"
+    outcomes: list[Outcome] = field(default_factory=list)
+    ignored: str | None = None
+
+    @property
+    def errors(self) -> int:
+        """How many outcomes are not OK."""
+        return sum(1 for outcome in self.outcomes if not outcome.ok)
+
+
+class Delivered:
+    """Operations of recent messages whose outcomes were confirmed by this instance.
+
+    A redelivered message then skips them, so consumers see fewer duplicates. It is a
+    per-instance courtesy: another instance has no such memory, and consumers still
+    de-duplicate on (sourceMessageId, operation).
+    """
+
+    def __init__(self, capacity: int = 2048) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, message_id: str) -> frozenset[str]:
+        """The operations already settled for ``message_id``."""
+        with self._lock:
+            return self._seen.get(message_id, frozenset())
+
+    def add(self, message_id: str, operations: Iterable[str]) -> None:
+        """Remember more settled operations of ``message_id``."""
+        with self._lock:
+            self._seen[message_id] = self._seen.get(message_id, frozenset()) | frozenset(operations)
+            self._seen.move_to_end(message_id)
+            while len(self._seen) > self._capacity:
+                self._seen.popitem(last=False)
+
+
+@dataclass
+class Engine:
+    """Everything one instance needs to handle messages; shared by concurrent invocations."""
+
+    config: Config
+    ee: EarthEngine
+    publisher: Publisher
+    retrier: Retrier
+    executor: Executor | None = None
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    logger: Log = log
+    delivered: Delivered = field(default_factory=Delivered)
+
+    def handle(self, message: Message) -> Report:
+        """Handle one message. Returns to ack; raises ``Redeliver`` or ``PublishError`` to retry."""
+        parsed = parse(message, self.config)
+        if isinstance(parsed, Ignored):
+            # Below the threshold: no Earth Engine call and nothing published (SPEC §3.1).
+            self.logger("INFO", parsed.reason, messageId=message.message_id, budget=parsed.budget)
+            return Report(kind="budget", ignored=parsed.reason)
+        if isinstance(parsed, Invalid):
+            return self._refuse(message, parsed)
+        return _Run(self, message, parsed).run()
+
+    def _refuse(self, message: Message, invalid: Invalid) -> Report:
+        trigger = Trigger(invalid.kind, message.message_id, message.publish_time)
+        outcome = Outcome(None, invalid.status, invalid.message, trigger)
+        batch = self.publisher.batch()
+        batch.send(outcome)
+        batch.confirm()
+        self.logger(
+            "WARNING",
+            f"request refused: {invalid.message}",
+            messageId=message.message_id,
+            status=invalid.status,
+            trigger=invalid.kind,
+        )
+        return Report(kind=invalid.kind, outcomes=[outcome])
+
+
+class _Run:
+    """The handling of one valid request."""
+
+    def __init__(self, engine: Engine, message: Message, request: Request) -> None:
+        self.engine = engine
+        self.config = engine.config
+        self.message = message
+        self.request = request
+        self.trigger = Trigger(
+            request.kind, message.message_id, message.publish_time, request.budget
+        )
+        self.report = Report(kind=request.kind)
+        self.batch: Batch = engine.publisher.batch()
+        self.pending: list[_Pending] = []
+
+    def run(self) -> Report:
+        settled = self.engine.delivered.get(self.message.message_id)
+        for refusal in self.request.denied:
+            if refusal.operation not in settled:
+                self._emit(
+                    Outcome(refusal.operation, refusal.status, refusal.message, self.trigger)
+                )
+        if self.request.selection is not None:
+            names = self._select(self.request.selection)
+        else:
+            names = list(self.request.names)
+        names = [name for name in names if name not in settled]
+        if names:
+            self._cancel_all(names)
+        self._finish()
+        return self.report
+
+    # Selection -------------------------------------------------------------------------
+
+    def _select(self, selection: Selection) -> list[str]:
+        now = datetime.fromtimestamp(self.engine.clock(), UTC)
+        chosen: dict[str, dict[str, Any]] = {}
+        for project in selection.projects:
+            for operation in self._list(project):
+                name = operation.get("name")
+                if isinstance(name, str) and selection.matches(operation, now):
+                    chosen[name] = operation
+        self.engine.logger(
+            "INFO",
+            f"selected {len(chosen)} active operation(s)",
+            messageId=self.message.message_id,
+            trigger=self.request.kind,
+            projects=list(selection.projects),
+        )
+        if len(chosen) > self.config.max_operations:
+            self._emit(
+                Outcome(
+                    None,
+                    "INVALID_ARGUMENT",
+                    f"{len(chosen)} operations match, over MAX_OPERATIONS_PER_MESSAGE "
+                    f"({self.config.max_operations}); none cancelled: narrow the selection",
+                    self.trigger,
+                    dry_run=self.request.dry_run,
+                )
+            )
+            return []
+        if self.request.dry_run:
+            for name, operation in chosen.items():
+                state = operation_state(operation)
+                self._emit(self._dry_run_outcome(name, state))
+            return []
+        return list(chosen)
+
+    def _list(self, project: str) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            result = self.engine.retrier.call(partial(self.engine.ee.list, project, token))
+            if not result.ok:
+                what = f"listing operations in project {project}"
+                if result.transient:
+                    self.pending.append(_Pending(None, result, what))
+                else:
+                    self._emit(self._error(None, result, prefix=f"{what} failed: "))
+                return
+            operations = result.body.get("operations", [])
+            if isinstance(operations, list):
+                yield from (op for op in operations if isinstance(op, dict))
+            next_token = result.body.get("nextPageToken")
+            if not isinstance(next_token, str) or not next_token:
+                return
+            token = next_token
+
+    # Cancelling ------------------------------------------------------------------------
+
+    def _cancel_all(self, names: list[str]) -> None:
+        work = self._dry_run_one if self.request.dry_run else self._cancel_one
+        executor = self.engine.executor
+        if len(names) == 1 or executor is None:
+            for name in names:
+                self._settle(work(name))
+            return
+        futures = [executor.submit(work, name) for name in names]
+        for future in as_completed(futures):
+            self._settle(future.result())
+
+    def _settle(self, result: Outcome | _Pending) -> None:
+        if isinstance(result, _Pending):
+            self.pending.append(result)
+        else:
+            self._emit(result)
+
+    def _cancel_one(self, name: str) -> Outcome | _Pending:
+        ee, retrier = self.engine.ee, self.engine.retrier
+        result = retrier.call(lambda: ee.cancel(name))
+        if result.transient:
+            return _Pending(name, result, "cancelling")
+        if result.ok:
+            state = self._verify(name) if self.config.verify_seconds > 0 else None
+            return Outcome(
+                name,
+                "OK",
+                _ok_message(state, self.config.verify_seconds),
+                self.trigger,
+                response=result.body,
+                http_status=result.http_status,
+                state=state,
+            )
+        state = None
+        if result.status == "FAILED_PRECONDITION":
+            # The operation may be done already (e.g. a redelivered cancel): say how it ended.
+            got = retrier.call(lambda: ee.get(name))
+            state = operation_state(got.body) if got.ok else None
+        return self._error(name, result, state=state)
+
+    def _dry_run_one(self, name: str) -> Outcome | _Pending:
+        result = self.engine.retrier.call(lambda: self.engine.ee.get(name))
+        if result.transient:
+            return _Pending(name, result, "looking up")
+        if not result.ok:
+            return self._error(name, result)
+        return self._dry_run_outcome(name, operation_state(result.body), result.http_status)
+
+    def _dry_run_outcome(
+        self, name: str, state: str | None, http_status: int | None = None
+    ) -> Outcome:
+        if state in DONE_STATES:
+            status, text = "FAILED_PRECONDITION", f"dry run: operation is already {state}"
+        else:
+            status, text = "OK", f"dry run: would cancel this {state or 'unknown-state'} operation"
+        return Outcome(
+            name, status, text, self.trigger, dry_run=True, http_status=http_status, state=state
+        )
+
+    def _verify(self, name: str) -> str | None:
+        ee, engine = self.engine.ee, self.engine
+        stop_at = time.monotonic() + self.config.verify_seconds
+        state: str | None = None
+        while True:
+            got = ee.get(name)
+            if got.ok:
+                state = operation_state(got.body)
+                if state in DONE_STATES:
+                    return state
+            remaining = stop_at - time.monotonic()
+            if remaining <= 0:
+                return state
+            engine.sleep(min(_VERIFY_INTERVAL, remaining))
+
+    # Results ---------------------------------------------------------------------------
+
+    def _error(
+        self, name: str | None, result: ApiResult, *, state: str | None = None, prefix: str = ""
+    ) -> Outcome:
+        message = prefix + (result.message or result.status)
+        if state is not None:
+            message += f" (operation is {state})"
+        return Outcome(
+            name,
+            result.status,
+            message,
+            self.trigger,
+            dry_run=self.request.dry_run,
+            http_status=result.http_status,
+            state=state,
+        )
+
+    def _emit(self, outcome: Outcome) -> None:
+        self.batch.send(outcome)
+        self.report.outcomes.append(outcome)
+        self.engine.logger(
+            "INFO" if outcome.ok else "WARNING",
+            f"{outcome.operation or 'request'}: {outcome.status}: {outcome.message}",
+            messageId=self.message.message_id,
+            operation=outcome.operation,
+            status=outcome.status,
+            state=outcome.state,
+            trigger=self.request.kind,
+            dryRun=outcome.dry_run or None,
+        )
+
+    def _finish(self) -> None:
+        """Confirm the outcomes, then ack or ask for redelivery of what is still pending."""
+        if self.pending and self._event_age() > self.config.max_event_age:
+            # Too old to keep retrying: the last transient status becomes the final outcome.
+            for pending in self.pending:
+                self._emit(
+                    self._error(
+                        pending.operation,
+                        pending.result,
+                        prefix=f"gave up {pending.what} after MAX_EVENT_AGE_SECONDS: ",
+                    )
+                )
+            self.pending = []
+        self.batch.confirm()  # raises PublishError: the message is redelivered
+        self.engine.delivered.add(
+            self.message.message_id, (o.operation for o in self.report.outcomes if o.operation)
+        )
+        if self.pending:
+            first = self.pending[0]
+            self.engine.logger(
+                "WARNING",
+                f"{len(self.pending)} operation(s) failed transiently past "
+                f"RETRY_DEADLINE_SECONDS; message left for redelivery",
+                messageId=self.message.message_id,
+                status=first.result.status,
+                operation=first.operation,
+                published=len(self.report.outcomes),
+            )
+            # Raise to retry: Pub/Sub redelivers the message and the pending ones are tried again.
+            raise Redeliver(
+                f"{len(self.pending)} operation(s) still failing transiently "
+                f"({first.result.status}: {first.result.message})"
+            )
+
+    def _event_age(self) -> float:
+        published = parse_time(self.message.publish_time)
+        if published is None:
+            return 0.0
+        return self.engine.clock() - published.timestamp()
+
+
+def _ok_message(state: str | None, verify_seconds: float) -> str:
+    if state is None:
+        return "cancellation requested"
+    if state == "CANCELLED":
+        return "cancelled"
+    if state in ACTIVE or state == "CANCELLING":
+        return f"cancellation requested; operation still {state} after {verify_seconds:g}s"
+    return f"cancellation requested, but the operation ended {state}"
