@@ -16,7 +16,9 @@ ACTIVE = {"PENDING", "RUNNING"}
 
 
 def error(http: int, status: str, message: str = "", retry_after: float | None = None) -> ApiResult:
-    return ApiResult(status, http, {"error": {"code": http, "status": status}}, message or status, retry_after)
+    return ApiResult(
+        status, http, {"error": {"code": http, "status": status}}, message or status, retry_after
+    )
 
 
 class FakeEarthEngine:

@@ -38,7 +38,9 @@ def world() -> tuple[Engine, FakeEarthEngine, FakePublisher, FakeClock, Lines]:
     return make_world()
 
 
-def make_world(executor: bool = False, **overrides: Any) -> tuple[Engine, FakeEarthEngine, FakePublisher, FakeClock, Lines]:
+def make_world(
+    executor: bool = False, **overrides: Any
+) -> tuple[Engine, FakeEarthEngine, FakePublisher, FakeClock, Lines]:
     ee = FakeEarthEngine()
     for i in range(3):
         ee.add(f"{P}A{i}")
@@ -50,7 +52,12 @@ def make_world(executor: bool = False, **overrides: Any) -> tuple[Engine, FakeEa
         config=cfg,
         ee=ee,
         publisher=publisher,
-        retrier=Retrier(cfg.retry_deadline, clock=clock, sleep=clock.sleep, backoff=lambda: itertools.repeat(1.0)),
+        retrier=Retrier(
+            cfg.retry_deadline,
+            clock=clock,
+            sleep=clock.sleep,
+            backoff=lambda: itertools.repeat(1.0),
+        ),
         executor=ThreadPoolExecutor(4) if executor else None,
         clock=clock,
         sleep=clock.sleep,
@@ -59,7 +66,9 @@ def make_world(executor: bool = False, **overrides: Any) -> tuple[Engine, FakeEa
     return engine, ee, publisher, clock, lines
 
 
-def msg(data: Any, message_id: str = "m-1", publish_time: str = NOW_ISO, **attributes: str) -> Message:
+def msg(
+    data: Any, message_id: str = "m-1", publish_time: str = NOW_ISO, **attributes: str
+) -> Message:
     raw = data if isinstance(data, str) else json.dumps(data)
     return Message(base64.b64encode(raw.encode()).decode(), attributes, message_id, publish_time)
 
@@ -71,7 +80,9 @@ def test_one_name_is_cancelled_and_reported(world: Any) -> None:
     [outcome] = publisher.published
     assert (outcome.operation, outcome.status, outcome.http_status) == (f"{P}A0", "OK", 200)
     assert outcome.as_json()["response"] == {} and report.errors == 0
-    assert any(line.get("operation") == f"{P}A0" and line["severity"] == "INFO" for line in lines.lines)
+    assert any(
+        line.get("operation") == f"{P}A0" and line["severity"] == "INFO" for line in lines.lines
+    )
 
 
 def test_many_names_concurrently_each_get_an_outcome() -> None:
@@ -79,7 +90,10 @@ def test_many_names_concurrently_each_get_an_outcome() -> None:
     engine.handle(msg({"names": ["A0", "A1", "A2", "MISSING", "projects/stranger-1/operations/Z"]}))
     got = {o.operation: o.status for o in publisher.published}
     assert got == {
-        f"{P}A0": "OK", f"{P}A1": "OK", f"{P}A2": "OK", f"{P}MISSING": "NOT_FOUND",
+        f"{P}A0": "OK",
+        f"{P}A1": "OK",
+        f"{P}A2": "OK",
+        f"{P}MISSING": "NOT_FOUND",
         "projects/stranger-1/operations/Z": "PERMISSION_DENIED",
     }
     assert "projects/stranger-1/operations/Z" not in ee.cancels()
@@ -110,7 +124,10 @@ def test_unimplemented_is_final_and_acked(world: Any) -> None:
 
 def test_transient_failures_are_retried_in_process(world: Any) -> None:
     engine, ee, publisher, clock, _ = world
-    ee.script[f"{P}A0"] = [error(429, "RESOURCE_EXHAUSTED", retry_after=2), error(503, "UNAVAILABLE")]
+    ee.script[f"{P}A0"] = [
+        error(429, "RESOURCE_EXHAUSTED", retry_after=2),
+        error(503, "UNAVAILABLE"),
+    ]
     engine.handle(msg("A0"))
     assert publisher.published[0].status == "OK"
     assert clock.slept == [2, 1.0]
@@ -185,7 +202,9 @@ def test_select_cancels_matching_active_operations_across_pages(world: Any) -> N
     ee.add(f"{P}C0", "CANCELLING")
     ee.add("projects/ee-other/operations/O1", "PENDING", type="EXPORT_TABLE")
     engine.handle(msg({"select": {}}))
-    assert sorted(ee.cancels()) == sorted([f"{P}A0", f"{P}A1", f"{P}A2", "projects/ee-other/operations/O1"])
+    assert sorted(ee.cancels()) == sorted(
+        [f"{P}A0", f"{P}A1", f"{P}A2", "projects/ee-other/operations/O1"]
+    )
     assert {o.trigger.kind for o in publisher.published} == {"select"}
 
 

@@ -25,7 +25,11 @@ def test_defaults_follow_the_spec() -> None:
 
 def test_full_topic_and_project_list() -> None:
     config = Config.from_env(
-        {**BASE, "RESULTS_TOPIC": "projects/other-proj/topics/out", "EE_PROJECTS": "aaa-111, bbb-222"}
+        {
+            **BASE,
+            "RESULTS_TOPIC": "projects/other-proj/topics/out",
+            "EE_PROJECTS": "aaa-111, bbb-222",
+        }
     )
     assert config.results_topic == "projects/other-proj/topics/out"
     assert config.ee_projects == ("aaa-111", "bbb-222")

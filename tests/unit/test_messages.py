@@ -83,7 +83,12 @@ def test_select_request() -> None:
 
 
 def test_budget_over_threshold_selects_everything_active() -> None:
-    body = {"costAmount": 120.0, "budgetAmount": 100.0, "budgetDisplayName": "EE", "currencyCode": "USD"}
+    body = {
+        "costAmount": 120.0,
+        "budgetAmount": 100.0,
+        "budgetDisplayName": "EE",
+        "currencyCode": "USD",
+    }
     got = request(body, {"billingAccountId": "0123", "budgetId": "b-1", "schemaVersion": "1.0"})
     assert got.kind == "budget"
     assert got.selection is not None and got.selection.projects == ("ee-project", "ee-other")
@@ -102,7 +107,7 @@ def test_budget_below_threshold_is_ignored() -> None:
     [
         (None, "not null"),
         (12, "not a number"),
-        ("\"A1\"", "not a string"),
+        ('"A1"', "not a string"),
         (["A1"], "not a list"),
         ({}, "needs"),
         ({"name": "A1", "names": ["B1"]}, "only one"),
@@ -128,7 +133,7 @@ def test_budget_below_threshold_is_ignored() -> None:
     ],
 )
 def test_bad_requests_are_invalid_argument_with_a_reason(data: Any, fragment: str) -> None:
-    if isinstance(data, str) and data.startswith("\""):
+    if isinstance(data, str) and data.startswith('"'):
         got = invalid(data)
     else:
         got = invalid(data)
@@ -150,7 +155,9 @@ def test_bad_base64_and_bad_utf8() -> None:
 
 
 def test_too_many_names_is_refused() -> None:
-    parsed = parse(message({"names": [f"A{i}" for i in range(11)]}), config(MAX_OPERATIONS_PER_MESSAGE=10))
+    parsed = parse(
+        message({"names": [f"A{i}" for i in range(11)]}), config(MAX_OPERATIONS_PER_MESSAGE=10)
+    )
     assert isinstance(parsed, Invalid) and "MAX_OPERATIONS_PER_MESSAGE" in parsed.message
 
 

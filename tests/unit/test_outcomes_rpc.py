@@ -14,15 +14,29 @@ TRIGGER = Trigger("request", "m-1", "2026-12-04T00:00:00Z")
 
 
 def test_ok_outcome_has_every_field_of_the_spec() -> None:
-    outcome = Outcome("projects/p/operations/X", "OK", "cancellation requested", TRIGGER, response={}, http_status=200)
+    outcome = Outcome(
+        "projects/p/operations/X",
+        "OK",
+        "cancellation requested",
+        TRIGGER,
+        response={},
+        http_status=200,
+    )
     body = json.loads(outcome.data())
     assert body["operation"] == "projects/p/operations/X"
     assert (body["status"], body["code"], body["httpStatus"]) == ("OK", 0, 200)
     assert body["response"] == {} and body["dryRun"] is False
-    assert body["trigger"] == {"kind": "request", "messageId": "m-1", "publishTime": "2026-12-04T00:00:00Z"}
+    assert body["trigger"] == {
+        "kind": "request",
+        "messageId": "m-1",
+        "publishTime": "2026-12-04T00:00:00Z",
+    }
     assert body["completedAt"].endswith("Z") and "state" not in body
     assert outcome.attributes() == {
-        "status": "OK", "operation": "projects/p/operations/X", "trigger": "request", "sourceMessageId": "m-1"
+        "status": "OK",
+        "operation": "projects/p/operations/X",
+        "trigger": "request",
+        "sourceMessageId": "m-1",
     }
 
 
@@ -42,7 +56,11 @@ def test_budget_trigger_carries_the_figures() -> None:
 @pytest.mark.parametrize(
     ("http", "body", "status"),
     [
-        (400, {"error": {"code": 400, "status": "FAILED_PRECONDITION", "message": "done"}}, "FAILED_PRECONDITION"),
+        (
+            400,
+            {"error": {"code": 400, "status": "FAILED_PRECONDITION", "message": "done"}},
+            "FAILED_PRECONDITION",
+        ),
         (400, {"error": {"code": 400, "status": "OUT_OF_RANGE"}}, "OUT_OF_RANGE"),
         (400, {"error": {"code": 400}}, "INVALID_ARGUMENT"),
         (501, {"error": {"status": "UNIMPLEMENTED"}}, "UNIMPLEMENTED"),

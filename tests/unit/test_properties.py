@@ -68,20 +68,42 @@ def engine(session: RecordingSession) -> Engine:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 names = st.one_of(
     st.text(max_size=60),
-    st.builds(lambda p, i: f"projects/{p}/operations/{i}", st.text(max_size=35), st.text(max_size=40)),
-    st.sampled_from(["A1", "projects/ee-project/operations/A1", "projects/x/../operations/A1", "%2e%2e"]),
+    st.builds(
+        lambda p, i: f"projects/{p}/operations/{i}", st.text(max_size=35), st.text(max_size=40)
+    ),
+    st.sampled_from(
+        ["A1", "projects/ee-project/operations/A1", "projects/x/../operations/A1", "%2e%2e"]
+    ),
 )
 requests_bodies = st.one_of(
     json_values,
     st.fixed_dictionaries({"name": names}),
     st.fixed_dictionaries({"names": st.lists(names, max_size=4)}, optional={"dryRun": json_values}),
     st.fixed_dictionaries(
-        {"select": st.dictionaries(st.sampled_from(["project", "states", "types", "descriptionRegex", "olderThanSeconds", "minEecuSeconds", "x"]), json_values, max_size=4)}
+        {
+            "select": st.dictionaries(
+                st.sampled_from(
+                    [
+                        "project",
+                        "states",
+                        "types",
+                        "descriptionRegex",
+                        "olderThanSeconds",
+                        "minEecuSeconds",
+                        "x",
+                    ]
+                ),
+                json_values,
+                max_size=4,
+            )
+        }
     ),
     st.fixed_dictionaries({"costAmount": json_values, "budgetAmount": json_values}),
 )
@@ -104,8 +126,13 @@ def test_json_messages_reach_only_api_urls(body: Any) -> None:
 
 
 @settings(max_examples=300)
-@given(st.binary(max_size=200), st.dictionaries(st.sampled_from(["operation", "name", "x"]), st.text(max_size=30)))
-def test_raw_bytes_and_attributes_reach_only_api_urls(raw: bytes, attributes: dict[str, str]) -> None:
+@given(
+    st.binary(max_size=200),
+    st.dictionaries(st.sampled_from(["operation", "name", "x"]), st.text(max_size=30)),
+)
+def test_raw_bytes_and_attributes_reach_only_api_urls(
+    raw: bytes, attributes: dict[str, str]
+) -> None:
     session = RecordingSession()
     message = Message(base64.b64encode(raw).decode(), attributes, "m", "t")
     report = engine(session).handle(message)

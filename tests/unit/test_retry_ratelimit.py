@@ -48,7 +48,11 @@ def test_retry_after_overrides_a_shorter_backoff() -> None:
 def test_permanent_failures_are_not_retried() -> None:
     clock = FakeClock()
     retrier = Retrier(deadline=60, clock=clock, sleep=clock.sleep)
-    for failure in (error(404, "NOT_FOUND"), error(501, "UNIMPLEMENTED"), error(400, "FAILED_PRECONDITION")):
+    for failure in (
+        error(404, "NOT_FOUND"),
+        error(501, "UNIMPLEMENTED"),
+        error(400, "FAILED_PRECONDITION"),
+    ):
         calls, attempt = scripted([failure])
         assert retrier.call(attempt).status == failure.status  # type: ignore[arg-type]
         assert len(calls) == 1

@@ -17,7 +17,10 @@ NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 def op(state: str = "RUNNING", age: float = 0, **metadata: Any) -> dict[str, Any]:
     created = (NOW - timedelta(seconds=age)).isoformat().replace("+00:00", "Z")
-    return {"name": "projects/p/operations/x", "metadata": {"state": state, "createTime": created, **metadata}}
+    return {
+        "name": "projects/p/operations/x",
+        "metadata": {"state": state, "createTime": created, **metadata},
+    }
 
 
 def select(**fields: Any) -> Selection:
@@ -49,7 +52,9 @@ def test_filters_combine_with_and() -> None:
     ):
         bad = {**good, "metadata": {**good["metadata"], **change}}
         assert not chosen.matches(bad, NOW), change
-    assert not chosen.matches(op(age=60, type="EXPORT_IMAGE", description="nightly", batchEecuUsageSeconds=99), NOW)
+    assert not chosen.matches(
+        op(age=60, type="EXPORT_IMAGE", description="nightly", batchEecuUsageSeconds=99), NOW
+    )
 
 
 def test_missing_eecu_counts_as_zero_and_missing_create_time_is_not_old() -> None:
@@ -75,14 +80,22 @@ def budget(**body: Any) -> Any:
 
 
 def test_budget_acts_on_alert_threshold_or_spend() -> None:
-    assert budget(costAmount=10, budgetAmount=100, alertThresholdExceeded=1.0).crossing(1.0, False) == 1.0
+    assert (
+        budget(costAmount=10, budgetAmount=100, alertThresholdExceeded=1.0).crossing(1.0, False)
+        == 1.0
+    )
     assert budget(costAmount=150, budgetAmount=100).crossing(1.0, False) == 1.5
-    assert budget(costAmount=99, budgetAmount=100, alertThresholdExceeded=0.9).crossing(1.0, False) is None
+    assert (
+        budget(costAmount=99, budgetAmount=100, alertThresholdExceeded=0.9).crossing(1.0, False)
+        is None
+    )
 
 
 def test_zero_budget_uses_only_the_alert_threshold() -> None:
     assert budget(costAmount=5, budgetAmount=0).crossing(1.0, False) is None
-    assert budget(costAmount=5, budgetAmount=0, alertThresholdExceeded=1.0).crossing(1.0, False) == 1.0
+    assert (
+        budget(costAmount=5, budgetAmount=0, alertThresholdExceeded=1.0).crossing(1.0, False) == 1.0
+    )
 
 
 def test_forecast_counts_only_when_enabled() -> None:
@@ -93,4 +106,10 @@ def test_forecast_counts_only_when_enabled() -> None:
 
 def test_budget_figures_are_reported() -> None:
     got = budget(costAmount=150, budgetAmount=100, currencyCode="USD").as_trigger(1.0)
-    assert got == {"budgetId": "b-1", "currencyCode": "USD", "costAmount": 150.0, "budgetAmount": 100.0, "threshold": 1.0}
+    assert got == {
+        "budgetId": "b-1",
+        "currencyCode": "USD",
+        "costAmount": 150.0,
+        "budgetAmount": 100.0,
+        "threshold": 1.0,
+    }
