@@ -63,15 +63,11 @@ class PubSubEmulator:
         if not launcher.exists():
             raise EmulatorError(
                 f"{launcher} not found: install the component "
-                "(gcloud components install pubsub-emulator, or apt google-cloud-cli-pubsub-emulator)"
+                "(gcloud components install pubsub-emulator)"
             )
         self._data_dir = tempfile.TemporaryDirectory(prefix="pubsub-emulator-")
-        log = (
-            self._log_path.open("ab")
-            if self._log_path
-            else Path(self._data_dir.name, "emulator.log").open("ab")
-        )
-        with log:
+        log_path = self._log_path or Path(self._data_dir.name, "emulator.log")
+        with log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [
                     str(launcher),

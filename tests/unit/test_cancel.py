@@ -190,7 +190,7 @@ def test_dry_run_names_only_look(world: Any) -> None:
 
 
 def test_verify_polls_until_cancelled() -> None:
-    engine, ee, publisher, _, _ = make_world(VERIFY_SECONDS=5)
+    engine, _, publisher, _, _ = make_world(VERIFY_SECONDS=5)
     engine.handle(msg("A0"))
     [outcome] = publisher.published
     assert (outcome.status, outcome.state, outcome.message) == ("OK", "CANCELLED", "cancelled")

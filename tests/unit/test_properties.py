@@ -40,7 +40,8 @@ class RecordingSession(requests.Session):
         self.urls.append(request.url)
         response = requests.Response()
         response.status_code = 200
-        response._content = b'{"operations": [{"name": "projects/ee-project/operations/L1", "metadata": {"state": "RUNNING"}}]}'
+        listed = {"name": "projects/ee-project/operations/L1", "metadata": {"state": "RUNNING"}}
+        response._content = json.dumps({"operations": [listed]}).encode()
         response.url = request.url
         return response
 
