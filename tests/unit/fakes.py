@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ class FakeEarthEngine:
                 body["nextPageToken"] = str(start + self.page_size)
             return ApiResult("OK", 200, body)
 
-    def cancels(self) -> list[str]:
+    def cancels(self) -> builtins.list[str]:
         return [name for verb, name in self.calls if verb == "cancel"]
 
 

@@ -35,7 +35,7 @@ class RecordingSession(requests.Session):
         super().__init__()
         self.urls: list[str] = []
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         assert request.url is not None
         self.urls.append(request.url)
         response = requests.Response()
