@@ -139,6 +139,7 @@ class _Run:
         self.report = Report(kind=request.kind)
         self.batch: Batch = engine.publisher.batch()
         self.pending: list[_Pending] = []
+        self.retry_until: float | None = None
 
     def run(self) -> Report:
         settled = self.engine.delivered.get(self.message.message_id)
@@ -215,6 +216,14 @@ class _Run:
     # Cancelling ------------------------------------------------------------------------
 
     def _cancel_all(self, names: list[str]) -> None:
+        # Each operation may retry for RETRY_DEADLINE_SECONDS, but the message as a whole only
+        # for that plus the time its calls need at EE_MAX_QPS: when Earth Engine is down, the
+        # operations still queued get one attempt each instead of a full retry window each.
+        self.retry_until = (
+            self.engine.retrier.clock()
+            + self.config.retry_deadline
+            + len(names) / self.config.max_qps
+        )
         work = self._dry_run_one if self.request.dry_run else self._cancel_one
         executor = self.engine.executor
         if len(names) == 1 or executor is None:
@@ -233,7 +242,7 @@ class _Run:
 
     def _cancel_one(self, name: str) -> Outcome | _Pending:
         ee, retrier = self.engine.ee, self.engine.retrier
-        result = retrier.call(lambda: ee.cancel(name))
+        result = retrier.call(lambda: ee.cancel(name), self.retry_until)
         if result.transient:
             return _Pending(name, result, "cancelling")
         if result.ok:
@@ -255,7 +264,7 @@ class _Run:
         return self._error(name, result, state=state)
 
     def _dry_run_one(self, name: str) -> Outcome | _Pending:
-        result = self.engine.retrier.call(lambda: self.engine.ee.get(name))
+        result = self.engine.retrier.call(lambda: self.engine.ee.get(name), self.retry_until)
         if result.transient:
             return _Pending(name, result, "looking up")
         if not result.ok:

@@ -34,9 +34,15 @@ class Retrier:
     sleep: Callable[[float], None] = time.sleep
     backoff: Callable[[], Iterator[float]] = field(default=default_backoff)
 
-    def call(self, attempt: Callable[[], ApiResult]) -> ApiResult:
-        """The first non-transient result, or the last transient one once time is up."""
+    def call(self, attempt: Callable[[], ApiResult], until: float | None = None) -> ApiResult:
+        """The first non-transient result, or the last transient one once time is up.
+
+        Time is up ``deadline`` seconds after the first attempt, or at ``until`` (on this
+        retrier's clock) if that comes first.
+        """
         give_up_at = self.clock() + self.deadline
+        if until is not None:
+            give_up_at = min(give_up_at, until)
         delays = self.backoff()
         while True:
             result = attempt()

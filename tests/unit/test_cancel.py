@@ -255,3 +255,15 @@ def test_ok_result_body_is_the_response(world: Any) -> None:
     ee.script[f"{P}A0"] = [ApiResult("OK", 200, {})]
     engine.handle(msg("A0"))
     assert publisher.published[0].as_json()["response"] == {}
+
+
+def test_an_outage_bounds_the_whole_message_not_each_operation() -> None:
+    engine, ee, publisher, clock, _ = make_world(RETRY_DEADLINE_SECONDS=10, EE_MAX_QPS=1)
+    for i in range(3):
+        ee.script[f"{P}A{i}"] = [error(503, "UNAVAILABLE")] * 1000
+    started = clock.now
+    with pytest.raises(Redeliver, match="3 operation"):
+        engine.handle(msg({"names": ["A0", "A1", "A2"]}))
+    # Sequentially, three full windows would take 30 s; the message gets 10 s + 3 calls at 1/s.
+    assert clock.now - started <= 13
+    assert ee.cancels().count(f"{P}A2") == 1 and publisher.published == []
