@@ -1,0 +1,1 @@
+"""Offline checks of the deployment definitions in deploy/ (Terraform module, gcloud script)."""
