@@ -6,15 +6,31 @@ so this runs the emulator's own launcher in a new process group and stops that w
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: receive SIGTERM when the process that started us dies.
+
+    The emulator runs in its own process group so it can be stopped as a whole; this makes
+    sure a test run killed before its teardown does not leave the Java process behind.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class EmulatorError(RuntimeError):
@@ -79,6 +95,7 @@ class PubSubEmulator:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
