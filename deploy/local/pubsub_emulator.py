@@ -63,6 +63,23 @@ def free_port() -> int:
         return port
 
 
+def wait_for_port(process: subprocess.Popen[bytes], port: int, timeout: float, what: str) -> None:
+    """Wait until ``process`` accepts connections on 127.0.0.1:``port``.
+
+    Raises RuntimeError if it exits first or does not listen within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
 class PubSubEmulator:
     """The Pub/Sub emulator on 127.0.0.1, in its own process group; a context manager."""
 
@@ -97,17 +114,12 @@ class PubSubEmulator:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise EmulatorError(f"Pub/Sub emulator exited with {self._process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise EmulatorError(f"Pub/Sub emulator did not listen on {self.host_port} in {timeout}s")
+        try:
+            wait_for_port(self._process, self.port, timeout, "Pub/Sub emulator")
+        except RuntimeError as exc:
+            self.stop()
+            raise EmulatorError(str(exc)) from None
+        return self
 
     def stop(self) -> None:
         """Stop the emulator's whole process group (the launcher and its Java child)."""

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from deploy.local.ee_emulator import EmulatorAdmin, EmulatorServer
-from deploy.local.pubsub_emulator import PubSubEmulator, free_port
+from deploy.local.pubsub_emulator import PubSubEmulator, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "demo-project"
@@ -75,17 +74,12 @@ class FunctionProcess:
         )
         if self.log_path:
             log.close()  # type: ignore[union-attr]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"function exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"function did not listen on {self.port} within {timeout}s")
+        try:
+            wait_for_port(self.process, self.port, timeout, "function")
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     @property
     def pid(self) -> int:
