@@ -351,7 +351,8 @@ fi
 
 # gcloud splits --set-env-vars on commas, and EE_PROJECTS holds commas: "^@^" makes "@" the
 # separator instead (gcloud topic escaping).
-env_vars="^@^RESULTS_TOPIC=$RESULTS_TOPIC_ID@EE_PROJECTS=$EE_PROJECTS"
+# 2nd gen runtimes do not set GOOGLE_CLOUD_PROJECT, so the deployment does.
+env_vars="^@^RESULTS_TOPIC=$RESULTS_TOPIC_ID@EE_PROJECTS=$EE_PROJECTS@GOOGLE_CLOUD_PROJECT=$PROJECT"
 for setting in ${FUNCTION_ENV[@]+"${FUNCTION_ENV[@]}"}; do
   env_vars+="@$setting"
 done

@@ -214,7 +214,9 @@ resource "google_cloudfunctions2_function" "this" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function.email
 
+    # 2nd gen runtimes do not set GOOGLE_CLOUD_PROJECT, so the module does.
     environment_variables = {
+      GOOGLE_CLOUD_PROJECT       = var.project_id
       RESULTS_TOPIC              = google_pubsub_topic.results.id
       EE_PROJECTS                = join(",", local.ee_projects)
       EE_API_URL                 = var.ee_api_url

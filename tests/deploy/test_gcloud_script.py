@@ -193,6 +193,7 @@ def test_dry_run_sets_results_topic_and_ee_projects(deployment: Deployment) -> N
     assert settings == {
         "RESULTS_TOPIC": f"projects/{PROJECT}/topics/ee-cancel-results",
         "EE_PROJECTS": ",".join(EE_PROJECTS),
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
         "VERIFY_SECONDS": "30",
     }
 

@@ -33,8 +33,10 @@ ALLOWED_ROLES = {
 }
 REQUIRED_ROLES = ALLOWED_ROLES - {"roles/pubsub.subscriber", "roles/iam.serviceAccountTokenCreator"}
 
-# SPEC section 2, less what the runtime sets (GOOGLE_CLOUD_PROJECT) and the local emulator switch.
+# SPEC section 2, less the local emulator switch. 2nd gen runtimes do not set
+# GOOGLE_CLOUD_PROJECT, so the deployment must.
 FUNCTION_SETTINGS = {
+    "GOOGLE_CLOUD_PROJECT",
     "RESULTS_TOPIC",
     "EE_PROJECTS",
     "EE_API_URL",
