@@ -303,7 +303,7 @@ class _Run:
         self, name: str | None, result: ApiResult, *, state: str | None = None, prefix: str = ""
     ) -> Outcome:
         message = prefix + (result.message or result.status)
-        if state is not None:
+        if state is not None and state not in message:
             message += f" (operation is {state})"
         return Outcome(
             name,

@@ -114,20 +114,25 @@ def _syntax_config(project: str | None) -> Config:
     )
 
 
-def _resource_path(value: str, collection: str) -> str:
+def _resource_path(value: str, collection: str, option: str) -> str:
     """``projects/P/<collection>/ID``, or a bare ID completed with GOOGLE_CLOUD_PROJECT."""
     parts = value.split("/")
     if len(parts) == 4 and parts[0] == "projects" and parts[2] == collection:
         if not is_project_id(parts[1]) or not parts[3]:
-            raise click.BadParameter(f"{value!r} is not projects/PROJECT/{collection}/ID")
+            raise click.BadParameter(
+                f"{value!r} is not projects/PROJECT/{collection}/ID", param_hint=option
+            )
         return value
     if "/" in value or not value:
-        raise click.BadParameter(f"{value!r} is not projects/PROJECT/{collection}/ID or an ID")
+        raise click.BadParameter(
+            f"{value!r} is not projects/PROJECT/{collection}/ID or an ID", param_hint=option
+        )
     project = os.environ.get(GOOGLE_CLOUD_PROJECT, "").strip()
     if not project:
         raise click.BadParameter(
             f"{value!r} is a bare ID but {GOOGLE_CLOUD_PROJECT} is unset; "
-            f"give projects/PROJECT/{collection}/{value}"
+            f"give projects/PROJECT/{collection}/{value}",
+            param_hint=option,
         )
     return f"projects/{project}/{collection}/{value}"
 
@@ -496,7 +501,9 @@ def _selection_json(text: str, project: str | None) -> dict[str, Any]:
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--select") from None
     if not isinstance(selection, dict):
-        raise click.BadParameter('must be a JSON object, e.g. \'{"types": ["EXPORT_IMAGE"]}\'')
+        raise click.BadParameter(
+            'must be a JSON object, e.g. \'{"types": ["EXPORT_IMAGE"]}\'', param_hint="--select"
+        )
     if project is not None:
         given = selection.get("project")
         if given is not None and given != project:
@@ -571,7 +578,11 @@ def publish(
     given = sum((bool(names), select is not None, budget_test is not None))
     if given != 1:
         raise click.UsageError("give exactly one of: operation names, --select, --budget-test")
-    path = _resource_path(topic, "topics")
+    if budget_test is not None and project is not None:
+        raise click.UsageError(
+            "--project does not apply to --budget-test (budgets act on EE_PROJECTS)"
+        )
+    path = _resource_path(topic, "topics", "--topic")
     attributes: dict[str, str] = {}
     if budget_test is not None:
         body, attributes = budget_notification(budget_test, datetime.now(UTC))
@@ -676,7 +687,7 @@ def results(
     as_json: bool,
 ) -> None:
     """Print outcomes from a subscription on the results topic."""
-    path = _resource_path(subscription, "subscriptions")
+    path = _resource_path(subscription, "subscriptions", "--subscription")
     from google.api_core import exceptions
     from google.cloud import pubsub_v1
 
@@ -758,7 +769,8 @@ class _Reader:
     def _pull(self) -> list[Any]:
         from google.api_core import exceptions
 
-        wanted = _PULL_BATCH if self._limit is None else min(_PULL_BATCH, self._limit)
+        left = None if self._limit is None else self._limit - self.printed
+        wanted = _PULL_BATCH if left is None else min(_PULL_BATCH, left)
         try:
             response = self._subscriber.pull(
                 request={"subscription": self._path, "max_messages": wanted},
@@ -821,7 +833,7 @@ def received_line(message: Any, *, as_json: bool) -> str:
     )
     if body.get("state"):
         line += f"  state={body['state']}"
-    if body.get("dryRun"):
+    if body.get("dryRun") and not str(body.get("message", "")).startswith("dry run"):
         line += "  (dry run)"
     return f"{line}  [{kind} {source}]"
 
