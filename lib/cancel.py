@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final
@@ -140,6 +140,7 @@ class _Run:
         self.batch: Batch = engine.publisher.batch()
         self.pending: list[_Pending] = []
         self.retry_until: float | None = None
+        self.accepted: dict[str, Outcome] = {}
 
     def run(self) -> Report:
         settled = self.engine.delivered.get(self.message.message_id)
@@ -229,14 +230,18 @@ class _Run:
         if len(names) == 1 or executor is None:
             for name in names:
                 self._settle(work(name))
-            return
-        futures = [executor.submit(work, name) for name in names]
-        for future in as_completed(futures):
-            self._settle(future.result())
+        else:
+            futures = [executor.submit(work, name) for name in names]
+            for future in as_completed(futures):
+                self._settle(future.result())
+        if self.accepted:
+            self._verify_all()
 
     def _settle(self, result: Outcome | _Pending) -> None:
         if isinstance(result, _Pending):
             self.pending.append(result)
+        elif self.config.verify_seconds > 0 and result.ok and not result.dry_run:
+            self.accepted[result.operation or ""] = result  # reported once verified
         else:
             self._emit(result)
 
@@ -246,15 +251,13 @@ class _Run:
         if result.transient:
             return _Pending(name, result, "cancelling")
         if result.ok:
-            state = self._verify(name) if self.config.verify_seconds > 0 else None
             return Outcome(
                 name,
                 "OK",
-                _ok_message(state, self.config.verify_seconds),
+                "cancellation requested",
                 self.trigger,
                 response=result.body,
                 http_status=result.http_status,
-                state=state,
             )
         state = None
         if result.status == "FAILED_PRECONDITION":
@@ -282,20 +285,36 @@ class _Run:
             name, status, text, self.trigger, dry_run=True, http_status=http_status, state=state
         )
 
-    def _verify(self, name: str) -> str | None:
-        ee, engine = self.engine.ee, self.engine
-        stop_at = time.monotonic() + self.config.verify_seconds
-        state: str | None = None
-        while True:
-            got = ee.get(name)
-            if got.ok:
-                state = operation_state(got.body)
-                if state in DONE_STATES:
-                    return state
-            remaining = stop_at - time.monotonic()
-            if remaining <= 0:
-                return state
+    def _verify_all(self) -> None:
+        """Poll the accepted cancels together for up to VERIFY_SECONDS, then report them.
+
+        One GetOperation per unsettled operation per round, so a bulk cancel waits at most
+        VERIFY_SECONDS in all rather than per operation.
+        """
+        engine, waiting = self.engine, dict(self.accepted)
+        states: dict[str, str | None] = dict.fromkeys(waiting)
+        clock = engine.retrier.clock
+        stop_at = clock() + self.config.verify_seconds
+        while waiting:
+            for name, got in zip(waiting, self._map(engine.ee.get, list(waiting)), strict=True):
+                if got.ok:
+                    states[name] = operation_state(got.body)
+            waiting = {n: o for n, o in waiting.items() if states[n] not in DONE_STATES}
+            remaining = stop_at - clock()
+            if not waiting or remaining <= 0:
+                break
             engine.sleep(min(_VERIFY_INTERVAL, remaining))
+        for name, outcome in self.accepted.items():
+            state = states[name]
+            message = _ok_message(state, self.config.verify_seconds)
+            self._emit(replace(outcome, state=state, message=message))
+        self.accepted = {}
+
+    def _map(self, call: Callable[[str], ApiResult], names: list[str]) -> Iterator[ApiResult]:
+        executor = self.engine.executor
+        if executor is None or len(names) == 1:
+            return map(call, names)
+        return executor.map(call, names)
 
     # Results ---------------------------------------------------------------------------
 

@@ -267,3 +267,20 @@ def test_an_outage_bounds_the_whole_message_not_each_operation() -> None:
     # Sequentially, three full windows would take 30 s; the message gets 10 s + 3 calls at 1/s.
     assert clock.now - started <= 13
     assert ee.cancels().count(f"{P}A2") == 1 and publisher.published == []
+
+
+def test_verification_waits_once_for_the_whole_batch() -> None:
+    engine, ee, publisher, clock, _ = make_world(executor=True, VERIFY_SECONDS=4)
+    for i in range(6):
+        ee.add(f"{P}SLOW{i}", "CANCELLING")  # accepted, but never settles
+    started = clock.now
+    engine.handle(msg({"names": [f"SLOW{i}" for i in range(6)] + ["A0"]}))
+    assert clock.now - started <= 4.5  # one window for all, not 4 s per operation
+    got = {o.operation: (o.status, o.state, o.message) for o in publisher.published}
+    assert got[f"{P}A0"] == ("OK", "CANCELLED", "cancelled")
+    assert got[f"{P}SLOW0"] == (
+        "OK",
+        "CANCELLING",
+        "cancellation requested; operation still CANCELLING after 4s",
+    )
+    assert len(got) == 7
