@@ -24,7 +24,7 @@ from lib.messages import Ignored, Invalid, Message, Request, parse
 from lib.outcomes import Outcome, Trigger
 from lib.publisher import Batch, Publisher
 from lib.retry import Retrier
-from lib.selection import ACTIVE, Selection, parse_time
+from lib.selection import ACTIVE, CANCELLED_STATES, Selection, parse_time
 
 DONE_STATES: Final = frozenset({"SUCCEEDED", "CANCELLED", "FAILED"})
 _VERIFY_INTERVAL: Final = 0.5
@@ -163,15 +163,18 @@ class _Run:
 
     def _select(self, selection: Selection) -> list[str]:
         now = datetime.fromtimestamp(self.engine.clock(), UTC)
+        # Operations cancelled since the message was published may be this message's own work
+        # from an earlier delivery whose outcomes were never confirmed: report them again.
+        since = None if self.request.dry_run else parse_time(self.message.publish_time)
         chosen: dict[str, dict[str, Any]] = {}
         for project in selection.projects:
             for operation in self._list(project):
                 name = operation.get("name")
-                if isinstance(name, str) and selection.matches(operation, now):
+                if isinstance(name, str) and selection.matches(operation, now, since):
                     chosen[name] = operation
         self.engine.logger(
             "INFO",
-            f"selected {len(chosen)} active operation(s)",
+            f"selected {len(chosen)} operation(s)",
             messageId=self.message.message_id,
             trigger=self.request.kind,
             projects=list(selection.projects),
@@ -193,7 +196,24 @@ class _Run:
                 state = operation_state(operation)
                 self._emit(self._dry_run_outcome(name, state))
             return []
-        return list(chosen)
+        active = []
+        for name, operation in chosen.items():
+            state = operation_state(operation)
+            if state in CANCELLED_STATES:
+                # No call needed: the listing already says how the earlier cancel went.
+                self._emit(
+                    Outcome(
+                        name,
+                        "FAILED_PRECONDITION",
+                        f"operation is already {state}: cancelled since this message was "
+                        "published (by an earlier delivery of it, or another request)",
+                        self.trigger,
+                        state=state,
+                    )
+                )
+            else:
+                active.append(name)
+        return active
 
     def _list(self, project: str) -> Iterator[dict[str, Any]]:
         token: str | None = None

@@ -20,6 +20,8 @@ STATES: Final = frozenset({"PENDING", "RUNNING", "CANCELLING", "SUCCEEDED", "CAN
 ACTIVE: Final = frozenset({"PENDING", "RUNNING"})
 # Only these can still be cancelled; a selection naming others matches nothing to cancel.
 CANCELLABLE: Final = ACTIVE
+# The states of an operation whose cancellation took effect.
+CANCELLED_STATES: Final = frozenset({"CANCELLING", "CANCELLED"})
 _FIELDS: Final = frozenset(
     {"project", "states", "types", "descriptionRegex", "olderThanSeconds", "minEecuSeconds"}
 )
@@ -38,13 +40,25 @@ class Selection:
     older_than: float | None = None
     min_eecu: float | None = None
 
-    def matches(self, operation: Mapping[str, Any], now: datetime) -> bool:
-        """Whether a listed operation is one to cancel."""
+    def matches(
+        self, operation: Mapping[str, Any], now: datetime, since: datetime | None = None
+    ) -> bool:
+        """Whether a listed operation is one to cancel (or, with ``since``, to report again).
+
+        An operation that went CANCELLING or CANCELLED at or after ``since`` (the message's
+        publish time) also matches, whatever ``states`` says: an earlier delivery of this same
+        message may have cancelled it and then failed to publish its outcome (a crash, a
+        results-topic outage), and the redelivery must still report it.
+        """
         metadata = operation.get("metadata")
-        if not isinstance(metadata, Mapping) or operation.get("done") is True:
+        if not isinstance(metadata, Mapping):
             return False
         state = metadata.get("state")
-        if state not in self.states or state not in CANCELLABLE:
+        if state in CANCELLED_STATES:
+            updated = parse_time(metadata.get("updateTime"))
+            if since is None or updated is None or updated < since:
+                return False
+        elif operation.get("done") is True or state not in self.states & CANCELLABLE:
             return False
         if self.types is not None and metadata.get("type") not in self.types:
             return False

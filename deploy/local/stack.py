@@ -25,6 +25,7 @@ from typing import Any
 
 from deploy.local.ee_emulator import EmulatorAdmin, EmulatorServer
 from deploy.local.pubsub_emulator import PubSubEmulator, free_port, wait_for_port
+from lib.outcomes import now_rfc3339
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "demo-project"
@@ -117,7 +118,7 @@ class FunctionProcess:
     ) -> tuple[int, str]:
         """POST a binary-mode Pub/Sub CloudEvent, as Eventarc does; returns (status, id)."""
         message_id = message_id or uuid.uuid4().hex
-        publish_time = publish_time or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        publish_time = publish_time or now_rfc3339()
         body = {
             "message": {
                 "data": encode_data(data),

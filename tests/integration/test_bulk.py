@@ -162,7 +162,10 @@ def test_budget_over_threshold_cancels_every_active_operation(
     trigger: dict[str, Any] = outcomes[0]["trigger"]
     assert trigger["kind"] == "budget"
     assert trigger["budget"]["budgetId"] == "budget-1" and trigger["budget"]["costAmount"] == 101.0
-    # A later notification acts on whatever is active then: here, nothing more.
+    # A later notification acts on whatever is active then: here, only the late ones. (It
+    # would also report operations whose cancellation completed after it was published, so
+    # let the emulator's CANCELLING -> CANCELLED transitions (0.2 s) finish first.)
+    time.sleep(0.5)
     fresh.admin.add_operations(generate={"project": PROJECT, "count": 2, "prefix": "LATE"})
     _, again = function.post_event(body, BUDGET_ATTRIBUTES)
     late = results.wait_for(again, 2)
@@ -198,3 +201,22 @@ def test_transient_listing_failure_redelivers(
     status, _ = function.post_event({"select": {"project": PROJECT}}, message_id="list-fail-1")
     assert status == 200
     assert len(results.wait_for(message_id, 2)) == 2
+
+
+def test_selection_cancelled_but_unpublished_is_reported_on_redelivery(fresh: Stack) -> None:
+    fresh.admin.add_operations(generate={"project": PROJECT, "count": 4, "prefix": "OUTAGE"})
+    topic_name = f"results-late-{int(time.time() * 1000)}"
+    function = fresh.function(fresh.function_env(f"projects/{PROJECT}/topics/{topic_name}"))
+    sent = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 1))
+    # The results topic does not exist yet: the cancels happen, the publishes fail.
+    status, message_id = function.post_event({"select": {}}, publish_time=sent)
+    assert status == 500
+    assert active(fresh) == set()
+    late = fresh.results(fresh.topic(topic_name))
+    status, _ = function.post_event({"select": {}}, message_id=message_id, publish_time=sent)
+    assert status == 200
+    outcomes = late.wait_for(message_id, 4)
+    assert {o["operation"].rsplit("/", 1)[1] for o in outcomes} == {
+        f"OUTAGE{i:04d}" for i in range(4)
+    }
+    assert all(o["state"] in {"CANCELLING", "CANCELLED"} for o in outcomes)

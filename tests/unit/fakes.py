@@ -31,6 +31,7 @@ class FakeEarthEngine:
         self.list_script: dict[str, list[ApiResult]] = {}
         self.calls: list[tuple[str, str]] = []
         self.page_size = page_size
+        self.now = "2027-01-15T08:00:05Z"  # when cancels take effect: just after NOW_ISO
         self._lock = threading.Lock()
 
     def add(self, name: str, state: str = "RUNNING", **metadata: Any) -> None:
@@ -50,6 +51,7 @@ class FakeEarthEngine:
                 return error(404, "NOT_FOUND", f"{name} not found")
             state = op["metadata"]["state"]
             if state in ACTIVE:
+                op["metadata"]["updateTime"] = self.now
                 op["metadata"]["state"] = "CANCELLED"
                 op["done"] = True
                 op["error"] = {"code": 1}

@@ -284,3 +284,28 @@ def test_verification_waits_once_for_the_whole_batch() -> None:
         "cancellation requested; operation still CANCELLING after 4s",
     )
     assert len(got) == 7
+
+
+def test_a_selection_redelivered_after_a_publish_failure_still_reports_every_cancel(
+    world: Any,
+) -> None:
+    engine, ee, publisher, _, _ = world
+    publisher.fail = True
+    with pytest.raises(PublishError):
+        engine.handle(msg({"select": {"project": "ee-project"}}))
+    assert len(ee.cancels()) == 3 and publisher.published == []
+    # The operations are CANCELLED now; the redelivery reports them rather than losing them,
+    # from the listing alone.
+    publisher.fail = False
+    engine.handle(msg({"select": {"project": "ee-project"}}))
+    assert len(ee.cancels()) == 3
+    got = {o.operation: (o.status, o.state) for o in publisher.published}
+    assert got == {f"{P}A{i}": ("FAILED_PRECONDITION", "CANCELLED") for i in range(3)}
+
+
+def test_operations_cancelled_before_the_message_are_not_reported(world: Any) -> None:
+    engine, ee, publisher, _, _ = world
+    ee.now = "2027-01-15T07:00:00Z"
+    engine.handle(msg({"select": {"project": "ee-project"}}, message_id="earlier"))
+    engine.handle(msg({"select": {"project": "ee-project"}}, message_id="later"))
+    assert [o.trigger.message_id for o in publisher.published] == ["earlier"] * 3
