@@ -150,7 +150,7 @@ class _Run:
                     Outcome(refusal.operation, refusal.status, refusal.message, self.trigger)
                 )
         if self.request.selection is not None:
-            names = self._select(self.request.selection)
+            names = self._select(self.request.selection, settled)
         else:
             names = list(self.request.names)
         names = [name for name in names if name not in settled]
@@ -161,7 +161,7 @@ class _Run:
 
     # Selection -------------------------------------------------------------------------
 
-    def _select(self, selection: Selection) -> list[str]:
+    def _select(self, selection: Selection, settled: frozenset[str]) -> list[str]:
         now = datetime.fromtimestamp(self.engine.clock(), UTC)
         # Operations cancelled since the message was published may be this message's own work
         # from an earlier delivery whose outcomes were never confirmed: report them again.
@@ -198,6 +198,8 @@ class _Run:
             return []
         active = []
         for name, operation in chosen.items():
+            if name in settled:
+                continue  # this instance already published its outcome for this message
             state = operation_state(operation)
             if state in CANCELLED_STATES:
                 # No call needed: the listing already says how the earlier cancel went.

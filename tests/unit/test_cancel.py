@@ -309,3 +309,14 @@ def test_operations_cancelled_before_the_message_are_not_reported(world: Any) ->
     engine.handle(msg({"select": {"project": "ee-project"}}, message_id="earlier"))
     engine.handle(msg({"select": {"project": "ee-project"}}, message_id="later"))
     assert [o.trigger.message_id for o in publisher.published] == ["earlier"] * 3
+
+
+def test_a_selection_redelivered_for_one_failure_reports_only_that_one(world: Any) -> None:
+    engine, ee, publisher, _, _ = world
+    ee.script[f"{P}A1"] = [error(503, "UNAVAILABLE")] * 1000
+    with pytest.raises(Redeliver):
+        engine.handle(msg({"select": {"project": "ee-project"}}))
+    assert sorted(o.operation for o in publisher.published) == [f"{P}A0", f"{P}A2"]
+    ee.script[f"{P}A1"] = []
+    engine.handle(msg({"select": {"project": "ee-project"}}))
+    assert sorted(o.operation for o in publisher.published) == [f"{P}A0", f"{P}A1", f"{P}A2"]
