@@ -22,7 +22,7 @@ from lib.earthengine import ApiResult, EarthEngine, operation_state
 from lib.logs import Log, log
 from lib.messages import Ignored, Invalid, Message, Request, parse
 from lib.outcomes import Outcome, Trigger
-from lib.publisher import Batch, Publisher
+from lib.publisher import Batch, Publisher, PublishError
 from lib.retry import Retrier
 from lib.selection import ACTIVE, CANCELLED_STATES, Selection, parse_time
 
@@ -105,9 +105,18 @@ class Engine:
             # Below the threshold: no Earth Engine call and nothing published (SPEC §3.1).
             self.logger("INFO", parsed.reason, messageId=message.message_id, budget=parsed.budget)
             return Report(kind="budget", ignored=parsed.reason)
-        if isinstance(parsed, Invalid):
-            return self._refuse(message, parsed)
-        return _Run(self, message, parsed).run()
+        try:
+            if isinstance(parsed, Invalid):
+                return self._refuse(message, parsed)
+            return _Run(self, message, parsed).run()
+        except PublishError as exc:
+            # Raise to retry: outcomes that were not confirmed must come back with the message.
+            self.logger(
+                "ERROR",
+                f"outcomes not published; message left for redelivery: {exc}",
+                messageId=message.message_id,
+            )
+            raise
 
     def _refuse(self, message: Message, invalid: Invalid) -> Report:
         trigger = Trigger(invalid.kind, message.message_id, message.publish_time)

@@ -158,10 +158,11 @@ def test_an_old_event_gets_a_final_outcome_instead_of_redelivery(world: Any) -> 
 
 
 def test_a_publish_failure_raises(world: Any) -> None:
-    engine, _, publisher, _, _ = world
+    engine, _, publisher, _, lines = world
     publisher.fail = True
     with pytest.raises(PublishError):
         engine.handle(msg("A0"))
+    assert lines.lines[-1]["severity"] == "ERROR" and "redelivery" in lines.lines[-1]["message"]
     publisher.fail = False
     engine.handle(msg("A0"))  # redelivered: nothing was remembered as delivered
     assert publisher.published[0].state == "CANCELLED"
