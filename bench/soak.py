@@ -15,7 +15,7 @@ topic is deleted and recreated. Then every request is accounted for:
 
 It prints lost, the duplicate rate, redeliveries (HTTP 500 answers in the function's log),
 publish-to-outcome latency, and the function worker's peak RSS and growth, and exits non-zero
-when anything was lost or wrongly cancelled. See docs/reliability.md for the design.
+when anything was lost or wrongly cancelled. The design is in the README (Reliability).
 
     python bench/soak.py [--quick] [--json] [--log-dir DIR]
 """
