@@ -161,8 +161,7 @@ class _Run:
         if self.request.selection is not None:
             names = self._select(self.request.selection, settled)
         else:
-            names = list(self.request.names)
-        names = [name for name in names if name not in settled]
+            names = [name for name in self.request.names if name not in settled]
         if names:
             self._cancel_all(names)
         self._finish()
@@ -179,7 +178,12 @@ class _Run:
         for project in selection.projects:
             for operation in self._list(project):
                 name = operation.get("name")
-                if isinstance(name, str) and selection.matches(operation, now, since):
+                # Skipped: operations this instance already reported for this message.
+                if (
+                    isinstance(name, str)
+                    and name not in settled
+                    and selection.matches(operation, now, since)
+                ):
                     chosen[name] = operation
         self.engine.logger(
             "INFO",
@@ -207,8 +211,6 @@ class _Run:
             return []
         active = []
         for name, operation in chosen.items():
-            if name in settled:
-                continue  # this instance already published its outcome for this message
             state = operation_state(operation)
             if state in CANCELLED_STATES:
                 # No call needed: the listing already says how the earlier cancel went.
@@ -293,7 +295,7 @@ class _Run:
         state = None
         if result.status == "FAILED_PRECONDITION":
             # The operation may be done already (e.g. a redelivered cancel): say how it ended.
-            got = retrier.call(lambda: ee.get(name))
+            got = retrier.call(lambda: ee.get(name), self.retry_until)
             state = operation_state(got.body) if got.ok else None
         return self._error(name, result, state=state)
 

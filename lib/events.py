@@ -8,11 +8,9 @@ functions-framework converts a raw push body to the same shape.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 from lib.messages import Message
-
-PUBSUB_EVENT_TYPE: Final = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
 def message_from_event(data: object, event_id: str, event_time: str) -> Message:

@@ -32,11 +32,6 @@ def is_operation_name(name: str) -> bool:
     )
 
 
-def project_of(name: str) -> str:
-    """The project part of a full operation name (already validated)."""
-    return name.split("/", 2)[1]
-
-
 def resolve(text: object, config: Config) -> str:
     """Validate one requested name and return the full operation name.
 

@@ -401,10 +401,6 @@ class EmulatorState:
         with self._lock:
             self._require_token = token
 
-    def add_projects(self, projects: Iterable[str]) -> None:
-        with self._lock:
-            self._projects.update(projects)
-
     def add_operations(self, payload: Mapping[str, Any]) -> int:
         """Apply ``{"operations": [...], "generate": {...} | [...], "projects": [...]}``."""
         now = time.time()

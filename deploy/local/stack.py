@@ -72,6 +72,7 @@ class FunctionProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # gunicorn's arbiter and worker, stopped as one group
         )
         if self.log_path:
             log.close()  # type: ignore[union-attr]
@@ -89,23 +90,25 @@ class FunctionProcess:
         return self.process.pid
 
     def stop(self) -> None:
-        """Stop the function process (SIGTERM, then SIGKILL)."""
+        """Stop the function's process group (SIGTERM, then SIGKILL)."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Kill the function's process group at once: a crash of arbiter and worker alike."""
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, first: signal.Signals) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, first)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-
-    def kill(self) -> None:
-        """Kill the function process abruptly (a crash)."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
     def post_event(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,9 +110,6 @@ class FakePublisher:
     def batch(self) -> FakeBatch:
         return FakeBatch(self)
 
-    def by_operation(self) -> dict[str | None, Outcome]:
-        return {o.operation: o for o in self.published}
-
 
 class FakeClock:
     """Wall/monotonic clock that only moves when something sleeps."""
@@ -137,6 +134,3 @@ def config(**overrides: Any) -> Config:
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return Config.from_env(env)
-
-
-NoSleep = Callable[[float], None]
