@@ -183,7 +183,7 @@ class Operation:
 
 @dataclass(slots=True)
 class RequestRecord:
-    """One API request as the emulator saw it; status None means reset."""
+    """One API request as the emulator saw it; status None means no answer (reset, or in flight)."""
 
     method: str
     path: str
@@ -942,22 +942,28 @@ class _Handler(BaseHTTPRequestHandler):
         route, match = classify(self.command, path)
         authorization = self.headers.get("Authorization")
         record = state.begin_request(self.command, self.path, route, authorization, len(body))
-        status: int | None = None
+        # The record is finished before the answer goes out: a client that has its
+        # response must find the status in the request log and stats.
+        finished = False
         try:
             delay, rule = state.plan_faults(route, path)
             if delay > 0:
                 time.sleep(delay)
             if rule is not None and rule.kind == "reset":
+                finished = True
+                state.finish_request(record, None)
                 self._abort()
                 return
             if rule is not None:
                 response = rule.response()
             else:
                 response = state.handle_api(route, match, query, body, authorization)
-            status = response[0]
+            finished = True
+            state.finish_request(record, response[0])
             self._send(*response)
         finally:
-            state.finish_request(record, status)
+            if not finished:
+                state.finish_request(record, None)
 
     def _admin(self, path: str, query: str, body: bytes) -> Response:
         state = self._server.state
