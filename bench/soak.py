@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:
 
 import psutil  # noqa: E402
 
+from bench.common import ACTIVE  # noqa: E402
 from deploy.local.pubsub_emulator import free_port  # noqa: E402
 from deploy.local.stack import FunctionProcess, Stack  # noqa: E402
 
@@ -54,7 +55,6 @@ BUDGET_PROJECT: Final = "soak-budget"  # the budget function's only project
 TRANSIENT: Final = frozenset(
     {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED"}
 )
-ACTIVE: Final = frozenset({"PENDING", "RUNNING"})
 BUDGET_ATTRIBUTES: Final = {
     "billingAccountId": "01D4EE-079462-DFD6EC",
     "budgetId": "soak-budget",

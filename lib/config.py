@@ -29,8 +29,27 @@ MAX_OPERATIONS_PER_MESSAGE: Final = "MAX_OPERATIONS_PER_MESSAGE"
 VERIFY_SECONDS: Final = "VERIFY_SECONDS"
 DRY_RUN: Final = "DRY_RUN"
 
+# Every setting of SPEC §2, in its order.
+SETTINGS: Final = (
+    RESULTS_TOPIC,
+    GOOGLE_CLOUD_PROJECT,
+    EE_PROJECTS,
+    EE_API_URL,
+    EE_API_VERSION,
+    EE_EMULATOR_HOST,
+    BUDGET_THRESHOLD,
+    BUDGET_USE_FORECAST,
+    CANCEL_CONCURRENCY,
+    EE_MAX_QPS,
+    RETRY_DEADLINE_SECONDS,
+    MAX_EVENT_AGE_SECONDS,
+    MAX_OPERATIONS_PER_MESSAGE,
+    VERIFY_SECONDS,
+    DRY_RUN,
+)
+
 # The runtime sets one of these; GOOGLE_CLOUD_PROJECT wins (SPEC §2).
-_PROJECT_FALLBACKS: Final = ("GCP_PROJECT", "GCLOUD_PROJECT")
+PROJECT_FALLBACKS: Final = ("GCP_PROJECT", "GCLOUD_PROJECT")
 
 DEFAULT_API_URL: Final = "https://earthengine.googleapis.com"
 API_VERSIONS: Final = frozenset({"v1", "v1beta", "v1alpha"})
@@ -98,7 +117,7 @@ class Config:
     def from_env(cls, env: Mapping[str, str]) -> Config:
         """Build and validate the configuration from environment variables."""
         project = _text(env, GOOGLE_CLOUD_PROJECT) or next(
-            (env[name].strip() for name in _PROJECT_FALLBACKS if env.get(name, "").strip()), ""
+            (env[name].strip() for name in PROJECT_FALLBACKS if env.get(name, "").strip()), ""
         )
         if project and not is_project_id(project):
             raise ConfigError(f"{GOOGLE_CLOUD_PROJECT}={project!r} is not a valid project ID")

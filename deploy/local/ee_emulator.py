@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final, cast
+from typing import Any, Final, Self, cast
 
 API_VERSIONS: Final = frozenset({"v1", "v1beta", "v1alpha"})
 STATES: Final = ("PENDING", "RUNNING", "CANCELLING", "SUCCEEDED", "CANCELLED", "FAILED")
@@ -1047,7 +1047,41 @@ def _loopback_host(host: str) -> str:
     return host
 
 
-class EmulatorServer:
+class ServedInThread:
+    """An HTTP server served by a daemon thread: ``start()``, ``stop()``, or a ``with`` block."""
+
+    def __init__(self, httpd: ThreadingHTTPServer, name: str) -> None:
+        self._httpd = httpd
+        self._name = name
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=self._name,
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        with contextlib.suppress(OSError):
+            self._httpd.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class EmulatorServer(ServedInThread):
     """The emulator bound to a loopback port; ``start()`` serves it in a daemon thread."""
 
     def __init__(
@@ -1062,36 +1096,15 @@ class EmulatorServer:
         self.state = EmulatorState(
             projects=projects, cancel_delay=cancel_delay, require_token=require_token
         )
-        self._httpd = _EmulatorHTTPServer((_loopback_host(host), port), self.state)
-        bound_host, bound_port = self._httpd.socket.getsockname()[:2]
+        self._server = _EmulatorHTTPServer((_loopback_host(host), port), self.state)
+        bound_host, bound_port = self._server.socket.getsockname()[:2]
         self.host_port = f"{bound_host}:{bound_port}"
         self.url = f"http://{self.host_port}"
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> EmulatorServer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"ee-emulator-{self.host_port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
+        super().__init__(self._server, f"ee-emulator-{self.host_port}")
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
-        self._httpd.close_open_connections()
-
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().stop()
+        self._server.close_open_connections()
 
 
 class EmulatorAdminError(RuntimeError):

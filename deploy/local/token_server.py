@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import secrets
 import threading
@@ -23,6 +22,8 @@ from typing import Any, Final, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from deploy.local.ee_emulator import ServedInThread
 
 JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -108,7 +109,7 @@ class _TokenHTTPServer(ThreadingHTTPServer):
         super().__init__(address, _TokenHandler)
 
 
-class TokenServer:
+class TokenServer(ServedInThread):
     """An OAuth token endpoint on loopback that issues ``tok-N`` to any JWT-bearer assertion."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, expires_in: int = 3600) -> None:
@@ -118,10 +119,10 @@ class TokenServer:
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._tokens: list[str] = []
-        self._httpd = _TokenHTTPServer(("127.0.0.1", port), self)
-        bound_host, bound_port = self._httpd.socket.getsockname()[:2]
+        httpd = _TokenHTTPServer(("127.0.0.1", port), self)
+        bound_host, bound_port = httpd.socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}/token"
-        self._thread: threading.Thread | None = None
+        super().__init__(httpd, "token-server")
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -149,31 +150,6 @@ class TokenServer:
                 }
             )
             return token
-
-    def start(self) -> TokenServer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="token-server",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        with contextlib.suppress(OSError):
-            self._httpd.server_close()
-
-    def __enter__(self) -> TokenServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def make_service_account_key(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy import ALLOWED_ROLES
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "gcloud.sh"
 
@@ -25,15 +27,6 @@ TRIGGER_SA = f"ee-cancel-trigger@{PROJECT}.iam.gserviceaccount.com"
 PROJECT_NUMBER = "123456789012"
 EVENTARC_SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/eventarc-us-central1-ee-cancel-1-sub-2"
 PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
-ALLOWED_ROLES = {
-    "roles/earthengine.writer",
-    "roles/serviceusage.serviceUsageConsumer",
-    "roles/pubsub.publisher",
-    "roles/run.invoker",
-    "roles/eventarc.eventReceiver",
-    "roles/pubsub.subscriber",
-    "roles/iam.serviceAccountTokenCreator",
-}
 
 FAKE_GCLOUD = f"""#!/usr/bin/env bash
 {{ printf '%q ' gcloud "$@"; echo; }} >> "$FAKE_GCLOUD_LOG"

@@ -18,39 +18,18 @@ import hcl2
 import pytest
 from hcl2.utils import SerializationOptions
 
+from lib import config
+from tests.deploy import ALLOWED_ROLES
+
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "deploy" / "terraform"
 EXAMPLE = MODULE / "examples" / "basic" / "main.tf"
 
-ALLOWED_ROLES = {
-    "roles/earthengine.writer",
-    "roles/serviceusage.serviceUsageConsumer",
-    "roles/pubsub.publisher",
-    "roles/run.invoker",
-    "roles/eventarc.eventReceiver",
-    "roles/pubsub.subscriber",
-    "roles/iam.serviceAccountTokenCreator",
-}
 REQUIRED_ROLES = ALLOWED_ROLES - {"roles/pubsub.subscriber", "roles/iam.serviceAccountTokenCreator"}
 
-# SPEC section 2, less the local emulator switch. 2nd gen runtimes do not set
-# GOOGLE_CLOUD_PROJECT, so the deployment must.
-FUNCTION_SETTINGS = {
-    "GOOGLE_CLOUD_PROJECT",
-    "RESULTS_TOPIC",
-    "EE_PROJECTS",
-    "EE_API_URL",
-    "EE_API_VERSION",
-    "BUDGET_THRESHOLD",
-    "BUDGET_USE_FORECAST",
-    "CANCEL_CONCURRENCY",
-    "EE_MAX_QPS",
-    "RETRY_DEADLINE_SECONDS",
-    "MAX_EVENT_AGE_SECONDS",
-    "MAX_OPERATIONS_PER_MESSAGE",
-    "VERIFY_SECONDS",
-    "DRY_RUN",
-}
+# Every setting the function reads, less the local emulator switch. 2nd gen runtimes do not
+# set GOOGLE_CLOUD_PROJECT, so the deployment must.
+FUNCTION_SETTINGS = set(config.SETTINGS) - {config.EE_EMULATOR_HOST}
 
 
 def unquote(value: Any) -> Any:
